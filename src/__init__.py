@@ -1,0 +1,1 @@
+"""Training pipeline: one module per DVC stage (load, prepare, train, evaluate, export)."""
