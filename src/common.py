@@ -74,7 +74,7 @@ def read_table(path: Path):
         if suffix == ".csv":
             table = pd.read_csv(path)
         elif suffix == ".json":
-            table = pd.read_json(path, orient="records", convert_dates=False, dtype=False)
+            table = pd.read_json(path, orient="records", dtype=False)
         elif suffix in (".parquet", ".pq"):
             table = pd.read_parquet(path)
         else:

@@ -1,0 +1,48 @@
+# Two commands do everything from a fresh clone: `make run` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PORT ?= 8000
+# Every recipe sees the project's venv first: `dvc`, `python`, `pytest`, `gunicorn` are ours.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup repro run serve test bench-pipeline bench-api
+
+help:
+	@echo "make run    - install, reproduce the pipeline, serve the model on http://127.0.0.1:$(PORT)"
+	@echo "make test   - install, reproduce the pipeline, run the whole test suite"
+	@echo "make setup | repro | serve | bench-pipeline | bench-api"
+
+setup: $(VENV)/.installed node_modules/.installed
+
+# Pinned direct dependencies, and every transitive version pinned by constraints.txt.
+$(VENV)/.installed: requirements.txt requirements_serve.txt requirements_test.txt constraints.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip==26.3
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements_test.txt -c constraints.txt
+	touch $@
+
+# The raw data: vega-datasets at the version and integrity hash in package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+repro: setup
+	dvc repro
+
+run: repro serve
+
+serve: setup
+	HOST=127.0.0.1 PORT=$(PORT) ./initializer.sh
+
+test: repro
+	pytest
+
+bench-pipeline: setup
+	python -m benchmarks.pipeline
+
+bench-api: repro
+	python -m benchmarks.api
