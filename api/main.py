@@ -19,7 +19,6 @@ log = logging.getLogger("api")
 
 def _json(payload: Any, status_code: int = 200) -> Response:
     # Returning a Response skips FastAPI's response-model validation: the payload is ours.
-    # orjson writes NaN/Infinity as null: an error echoing a bad input stays valid JSON.
     return Response(orjson.dumps(payload, default=str), status_code=status_code, media_type="application/json")
 
 
@@ -46,7 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, error: RequestValidationError) -> Response:
-        return _json({"detail": jsonable_encoder(error.errors())}, status_code=422)
+        # loc, type and msg name what is wrong; echoing the input back could be huge or not
+        # representable in JSON (NaN, integers past 64 bits).
+        details = [{key: value for key, value in item.items() if key != "input"} for item in error.errors()]
+        return _json({"detail": jsonable_encoder(details)}, status_code=422)
 
     def not_ready() -> Response:
         return _json({"detail": f"model not ready: {failure}"}, status_code=503)
@@ -77,11 +79,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         record = {key: value for key, value in served.provenance.items() if key != "reference"}
         return _json({**record, "model_md5": served.md5, "feature_schema": served.schema, "example": served.schema["example"]})
 
+    body_errors = {
+        400: {"description": "body is not text (FastAPI cannot decode it)"},
+        413: {"description": f"body larger than {settings.max_body_bytes} bytes"},
+        503: {"description": "model not ready"},
+    }
     if schema is not None:
         features_model, batch_model = build_models(schema, settings.max_batch_size)
         names = [entry["name"] for entry in schema["features"]]
 
-        @app.post("/v1/predict", tags=["model"], response_model=Prediction, responses={503: {"description": "model not ready"}})
+        @app.post("/v1/predict", tags=["model"], response_model=Prediction, responses=body_errors)
         async def predict(film: features_model = Body(...)) -> Response:  # type: ignore[valid-type]
             """Predicted worldwide gross of one film."""
             if served is None:
@@ -94,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "/v1/predict/batch",
             tags=["model"],
             response_model=BatchPrediction,
-            responses={413: {"description": "body too large"}, 503: {"description": "model not ready"}},
+            responses=body_errors,
             description=f"Predictions for up to {settings.max_batch_size} films, in request order.",
         )
         async def predict_batch(batch: batch_model = Body(...)) -> Response:  # type: ignore[valid-type]

@@ -6,7 +6,8 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-_PYTHON_TYPES = {"number": float, "integer": int, "category": str}
+# Integers are floats with multipleOf 1: JSON's 2001.0 is a whole number, while strings stay refused.
+_PYTHON_TYPES = {"number": float, "integer": float, "category": str}
 
 
 def _field(entry: dict[str, Any], example: Any) -> tuple[Any, Any]:
@@ -19,8 +20,9 @@ def _field(entry: dict[str, Any], example: Any) -> tuple[Any, Any]:
         constraints["min_length"] = 1
     else:
         constraints.update(ge=entry.get("minimum"), le=entry.get("maximum"))
-        if kind == "number":
-            constraints["allow_inf_nan"] = False
+        constraints["allow_inf_nan"] = False
+        if kind == "integer":
+            constraints["multiple_of"] = 1
         description += f"; seen in training {entry['observed_min']}..{entry['observed_max']}"
     annotation = _PYTHON_TYPES[kind]
     if entry["nullable"]:
