@@ -41,6 +41,17 @@ class MetricsMiddleware:
 
     def __init__(self, app):
         self.app = app
+        self._series: dict[tuple[str, str, str], tuple] = {}  # labels() takes a lock on every call
+
+    def _record(self, route: str, method: str, status: str, seconds: float) -> None:
+        series = self._series.get((route, method, status))
+        if series is None:
+            series = self._series[(route, method, status)] = (
+                REQUESTS.labels(route, method, status),
+                LATENCY.labels(route, method),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -58,5 +69,4 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            REQUESTS.labels(route, scope["method"], str(status)).inc()
-            LATENCY.labels(route, scope["method"]).observe(time.perf_counter() - start)
+            self._record(route, scope["method"], str(status), time.perf_counter() - start)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from api.fast_pipeline import COMPILED_TREES_MAX_ROWS, FastPipeline
+from api.fast_pipeline import FastPipeline
 from src.features import model_frame
 from src.train import log_space, r2_log, train
 
@@ -72,7 +72,5 @@ def test_fast_path_equals_sklearn_on_the_whole_test_split(family, prepared, spec
         expected = pipeline.predict(model_frame(frame, spec))
         rows = rows_of(frame, spec.features)
         one_by_one = np.concatenate([fast.predict([row]) for row in rows])
-        small_batches = np.concatenate([fast.predict(rows[i : i + COMPILED_TREES_MAX_ROWS]) for i in range(0, len(rows), COMPILED_TREES_MAX_ROWS)])
         np.testing.assert_allclose(one_by_one, expected, rtol=RELATIVE_TOLERANCE, atol=0)
-        np.testing.assert_allclose(small_batches, expected, rtol=RELATIVE_TOLERANCE, atol=0)
         np.testing.assert_allclose(fast.predict(rows), expected, rtol=RELATIVE_TOLERANCE, atol=0)
