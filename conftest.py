@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,15 +13,7 @@ import pytest
 from src.common import load_params, read_table
 from src.features import FeatureSpec, model_frame
 from src.prepare import prepare
-
-ROOT = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from utilities.workspace import ROOT
 
 def run_stage(stage: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run one stage module as dvc.yaml does, in another working directory."""

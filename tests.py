@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 
 from api.main import create_app
 from api.settings import Settings
-from conftest import ROOT, free_port
+from utilities.workspace import ROOT, free_port
 from src.features import model_frame
 
 MODEL_DIR = ROOT / "model"

@@ -19,7 +19,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from conftest import free_port  # the tests' helper: a free loopback port
+from utilities.workspace import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "model"

@@ -1,27 +1,12 @@
 """The real `dvc` commands on a copy of this project in a temporary git repository."""
 import hashlib
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT
-
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "src", ".dvcignore"]
-DVC = str(Path(sys.executable).with_name("dvc"))
-
-
-def sh(*args, cwd, check=True):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode:
-        raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
+from utilities.workspace import run, scratch_pipeline_repo
 
 
 def md5(path: Path) -> str:
@@ -29,31 +14,18 @@ def md5(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, params):
+def repo(tmp_path_factory):
     """A fresh git + DVC repository holding the pipeline, after one full `dvc repro`."""
-    repo = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, repo / name)
-    raw = repo / params["data"]["source"]
-    raw.parent.mkdir(parents=True)
-    shutil.copy(ROOT / params["data"]["source"], raw)
-    (repo / ".gitignore").write_text("node_modules/\n__pycache__/\n")
-    sh("git", "init", "-q", cwd=repo)
-    sh("git", "config", "user.email", "ci@example.invalid", cwd=repo)
-    sh("git", "config", "user.name", "CI", cwd=repo)
-    sh(DVC, "init", "-q", cwd=repo)
-    sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-qm", "pipeline", cwd=repo)
-    sh(DVC, "repro", cwd=repo)
-    sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-qm", "first run", cwd=repo)
+    repo = scratch_pipeline_repo(tmp_path_factory.mktemp("project"))
+    run("dvc", "repro", cwd=repo)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-qm", "first run", cwd=repo)
     return repo
 
 
 def test_repro_leaves_status_clean_and_a_second_repro_does_nothing(repo):
-    assert "Data and pipelines are up to date" in sh(DVC, "status", cwd=repo).stdout
-    again = sh(DVC, "repro", cwd=repo).stdout
+    assert "Data and pipelines are up to date" in run("dvc", "status", cwd=repo).stdout
+    again = run("dvc", "repro", cwd=repo).stdout
     assert "Running stage" not in again
     for stage in ("load", "prepare", "train", "evaluate", "export"):
         assert f"Stage '{stage}' didn't change" in again
@@ -69,9 +41,9 @@ def test_lock_records_the_exported_model(repo):
 
 def test_forced_repro_gives_a_bit_identical_model(repo):
     before = md5(repo / "model/model.pkl")
-    sh(DVC, "repro", "-f", cwd=repo)
+    run("dvc", "repro", "-f", cwd=repo)
     assert md5(repo / "model/model.pkl") == before
-    sh(DVC, "repro", "-f", "train", "evaluate", "export", cwd=repo)
+    run("dvc", "repro", "-f", "train", "evaluate", "export", cwd=repo)
     assert md5(repo / "model/model.pkl") == before
 
 
@@ -80,31 +52,31 @@ def test_a_param_change_reruns_only_the_stages_that_read_it(repo):
     params["evaluate"]["permutation_repeats"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        out = sh(DVC, "repro", cwd=repo).stdout
+        out = run("dvc", "repro", cwd=repo).stdout
         assert "Running stage 'evaluate'" in out and "Running stage 'train'" not in out
     finally:
-        sh("git", "checkout", "--", "params.yaml", cwd=repo)
-        sh(DVC, "repro", cwd=repo)
+        run("git", "checkout", "--", "params.yaml", cwd=repo)
+        run("dvc", "repro", cwd=repo)
 
 
 def test_experiment_run_with_a_set_param(repo):
     try:
-        sh(DVC, "exp", "run", "-S", "train.hist_gradient_boosting.learning_rate=0.1", "-n", "lr-0.1", cwd=repo)
-        shown = json.dumps(json.loads(sh(DVC, "exp", "show", "--json", cwd=repo).stdout))
+        run("dvc", "exp", "run", "-S", "train.hist_gradient_boosting.learning_rate=0.1", "-n", "lr-0.1", cwd=repo)
+        shown = json.dumps(json.loads(run("dvc", "exp", "show", "--json", cwd=repo).stdout))
         assert "lr-0.1" in shown and "r2_log" in shown
-        diff = json.loads(sh(DVC, "metrics", "diff", "HEAD", "--json", cwd=repo).stdout)
+        diff = json.loads(run("dvc", "metrics", "diff", "HEAD", "--json", cwd=repo).stdout)
         assert diff["reports/metrics.json"]["r2"]["diff"] != 0
-        params_diff = json.loads(sh(DVC, "params", "diff", "HEAD", "--json", cwd=repo).stdout)
+        params_diff = json.loads(run("dvc", "params", "diff", "HEAD", "--json", cwd=repo).stdout)
         assert params_diff["params.yaml"]["train.hist_gradient_boosting.learning_rate"]["new"] == 0.1
     finally:  # back to the committed run for the tests after this one
-        sh("git", "checkout", "--", ".", cwd=repo)
-        sh(DVC, "checkout", "--force", cwd=repo)
+        run("git", "checkout", "--", ".", cwd=repo)
+        run("dvc", "checkout", "--force", cwd=repo)
 
 
 def test_metrics_and_plots_render(repo, tmp_path):
-    metrics = sh(DVC, "metrics", "show", cwd=repo).stdout
+    metrics = run("dvc", "metrics", "show", cwd=repo).stdout
     assert "r2_log" in metrics and "cv_r2_log_mean" in metrics and "rows_dropped" in metrics
-    sh(DVC, "plots", "show", "-o", str(tmp_path / "plots"), cwd=repo)
+    run("dvc", "plots", "show", "-o", str(tmp_path / "plots"), cwd=repo)
     page = (tmp_path / "plots" / "index.html").read_text()
     assert "Predicted vs actual" in page and "Permutation importance" in page
 
@@ -115,11 +87,11 @@ def test_a_wrong_checksum_fails_the_pipeline_and_keeps_the_model(repo):
     params["data"]["sha256"] = "0" * 64
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        result = sh(DVC, "repro", cwd=repo, check=False)
+        result = run("dvc", "repro", cwd=repo, check=False)
         assert result.returncode != 0
         assert "sha256 is e63c4997" in result.stderr + result.stdout
         assert md5(repo / "model/model.pkl") == model
     finally:
-        sh("git", "checkout", "--", "params.yaml", cwd=repo)
-        sh(DVC, "checkout", cwd=repo)
-    assert "Data and pipelines are up to date" in sh(DVC, "status", cwd=repo).stdout
+        run("git", "checkout", "--", "params.yaml", cwd=repo)
+        run("dvc", "checkout", cwd=repo)
+    assert "Data and pipelines are up to date" in run("dvc", "status", cwd=repo).stdout

@@ -3,13 +3,13 @@ previous successful run stored."""
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 
 from conftest import run_stage
 from src.evaluate import gate_failures
 from src.export import feature_schema
+from utilities.workspace import ROOT
 
 
 def set_params(workspace, **changes):
@@ -124,9 +124,7 @@ def test_feature_schema_describes_the_training_data(prepared, spec):
         assert value in entry["categories"] if entry["type"] == "category" else entry["observed_min"] <= value <= entry["observed_max"]
 
 
-def test_export_writes_what_serving_needs(tmp_path):
-    from conftest import ROOT
-
+def test_export_writes_what_serving_needs():
     provenance = json.loads((ROOT / "model/provenance.json").read_text())
     lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
     outs = {out["path"]: out["md5"] for out in lock["stages"]["export"]["outs"]}

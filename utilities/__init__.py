@@ -1,0 +1,1 @@
+"""Operational helpers shared by tests, benchmarks and make targets."""
