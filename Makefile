@@ -46,3 +46,18 @@ bench-pipeline: setup
 
 bench-api: repro
 	python -m benchmarks.api
+
+# A real S3 server (SeaweedFS) on 127.0.0.1:9000 for the DVC remote of .dvc/config; credentials are
+# generated once and written to .dvc/config.local (git-ignored).
+.PHONY: remote-up remote-down push pull
+remote-up: setup
+	python -m utilities.s3_server up
+
+remote-down: setup
+	python -m utilities.s3_server down
+
+push: setup
+	dvc push
+
+pull: setup
+	dvc pull

@@ -43,6 +43,7 @@ def scratch_pipeline_repo(dest: Path) -> Path:
     run("git", "config", "user.email", "ci@example.invalid", cwd=dest)
     run("git", "config", "user.name", "CI", cwd=dest)
     run("dvc", "init", "-q", cwd=dest)
+    shutil.copy(ROOT / ".dvc" / "config", dest / ".dvc" / "config")  # the committed remote declaration
     run("git", "add", "-A", cwd=dest)
     run("git", "commit", "-qm", "pipeline", cwd=dest)
     return dest
