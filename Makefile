@@ -9,17 +9,17 @@ PORT ?= 8000
 # Every recipe sees the project's venv first: `dvc`, `python`, `pytest`, `gunicorn` are ours.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup repro run serve test bench-pipeline bench-api
+.PHONY: help setup system-deps repro run serve test image image-test bench-pipeline bench-api
 
 help:
 	@echo "make run    - install, reproduce the pipeline, serve the model on http://127.0.0.1:$(PORT)"
 	@echo "make test   - install, reproduce the pipeline, run the whole test suite"
-	@echo "make setup | repro | serve | bench-pipeline | bench-api"
+	@echo "make setup | repro | serve | remote-up | remote-down | push | pull | image | image-test | bench-pipeline | bench-api"
 
 setup: $(VENV)/.installed node_modules/.installed
 
 # Pinned direct dependencies, and every transitive version pinned by constraints.txt.
-$(VENV)/.installed: requirements.txt requirements_serve.txt requirements_test.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements_serve.txt requirements_dvc.txt requirements_test.txt constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip==26.3
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements_test.txt -c constraints.txt
@@ -38,13 +38,32 @@ run: repro serve
 serve: setup
 	HOST=127.0.0.1 PORT=$(PORT) ./initializer.sh
 
-test: repro
+test: repro system-deps
 	pytest
+	$(MAKE) image-test
+
+# Debian packages for the image (podman, buildah, runc, debootstrap), promtool and wrk.
+system-deps:
+	@command -v podman >/dev/null && command -v buildah >/dev/null && command -v runc >/dev/null \
+	  && command -v debootstrap >/dev/null && command -v promtool >/dev/null && command -v wrk >/dev/null \
+	  || { [ "$$(id -u)" = 0 ] || { echo "install podman buildah runc debootstrap prometheus wrk (needs root)"; exit 1; }; \
+	       apt-get update -qq \
+	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc debootstrap >/dev/null \
+	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus wrk >/dev/null; }
+
+# The serving image, its model pulled from the DVC remote with the credentials in .dvc/config.local.
+# BASE_IMAGE=python:3.11-slim where it can be pulled; the default builds one from Debian packages.
+image: setup system-deps
+	python -m utilities.image build
+
+# Build against a throwaway S3 server, run the container, check /ready, a prediction and the md5.
+image-test: setup system-deps
+	python -m utilities.image test
 
 bench-pipeline: setup
 	python -m benchmarks.pipeline
 
-bench-api: repro
+bench-api: repro system-deps
 	python -m benchmarks.api
 
 # A real S3 server (SeaweedFS) on 127.0.0.1:9000 for the DVC remote of .dvc/config; credentials are

@@ -89,7 +89,16 @@ class _CategoricalBlock:
             out[:, cells] = table[picks]
 
 
-@njit(cache=True, nogil=True)
+def _compiled(function):
+    """numba-compile, caching the machine code on disk where a writable location exists
+    (NUMBA_CACHE_DIR in the image); elsewhere each process compiles once at load."""
+    try:
+        return njit(cache=True, nogil=True)(function)
+    except RuntimeError:
+        return njit(nogil=True)(function)
+
+
+@_compiled
 def _walk_trees(X, roots, column, threshold, missing_left, categorical_row, categorical_left, left, right, is_leaf, value, baseline):  # pragma: no cover - compiled
     """sklearn's _predict_one_from_raw_data for every row and tree, summed tree by tree from the
     baseline in sklearn's order, so the raw prediction is bit-identical."""

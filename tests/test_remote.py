@@ -10,22 +10,15 @@ import time
 import pytest
 import yaml
 
-from utilities.bucket import S3Unavailable, object_count, s3_client
+from utilities.bucket import S3Unavailable, dvc_remote_bucket, object_count, s3_client
 from utilities.s3_server import Credentials, LocalS3Server, configure_dvc_remote
 from utilities.workspace import ROOT, free_port, run, scratch_pipeline_repo
 
 
 
-def remote_bucket_and_prefix():
-    config = (ROOT / ".dvc" / "config").read_text()
-    url = next(line.split("=", 1)[1].strip() for line in config.splitlines() if line.strip().startswith("url"))
-    bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    return bucket, prefix
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    bucket, _ = remote_bucket_and_prefix()
+    bucket, _ = dvc_remote_bucket()
     server = LocalS3Server(tmp_path_factory.mktemp("s3"), free_port(), bucket, Credentials.generate())
     server.start()
     yield server
@@ -56,7 +49,7 @@ def pushed(s3, tmp_path_factory):
 
 
 def test_push_stores_every_output_in_the_bucket(s3, pushed):
-    bucket, prefix = remote_bucket_and_prefix()
+    bucket, prefix = dvc_remote_bucket()
     client = s3_client(s3.endpoint, s3.credentials.access_key, s3.credentials.secret_key)
     stored = {item.object_name for item in client.list_objects(bucket, prefix=prefix, recursive=True)}
     lock = yaml.safe_load((pushed / "dvc.lock").read_text())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from urllib.parse import urlparse
 
 import urllib3
@@ -51,6 +52,20 @@ def object_count(client: Minio, bucket: str, prefix: str = "") -> int:
         raise S3Unavailable(f"{client.endpoint}: bucket {bucket!r}: {error.code}: {error.message}") from error
     except (urllib3.exceptions.HTTPError, OSError) as error:
         raise S3Unavailable(f"{client.endpoint}: cannot connect ({type(error).__name__}); is the server running?") from error
+
+
+def dvc_remote_bucket(config: Path | None = None) -> tuple[str, str]:
+    """(bucket, prefix) of the default remote's s3:// URL in .dvc/config."""
+    from configparser import ConfigParser
+
+    from utilities.workspace import ROOT
+
+    parser = ConfigParser()
+    parser.read(config or ROOT / ".dvc" / "config")
+    default = parser.get("core", "remote")
+    url = parser.get(f"'remote \"{default}\"'", "url")
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    return bucket, prefix
 
 
 def main() -> None:
