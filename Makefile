@@ -9,12 +9,12 @@ PORT ?= 8000
 # Every recipe sees the project's venv first: `dvc`, `python`, `pytest`, `gunicorn` are ours.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup system-deps repro run serve test image image-test bench-pipeline bench-api
+.PHONY: help setup system-deps repro run serve test image image-test report gate bench-pipeline bench-api
 
 help:
 	@echo "make run    - install, reproduce the pipeline, serve the model on http://127.0.0.1:$(PORT)"
 	@echo "make test   - install, reproduce the pipeline, run the whole test suite"
-	@echo "make setup | repro | serve | remote-up | remote-down | push | pull | image | image-test | bench-pipeline | bench-api"
+	@echo "make setup | repro | serve | remote-up | remote-down | push | pull | image | image-test | report | gate | bench-pipeline | bench-api"
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -42,14 +42,16 @@ test: repro system-deps
 	pytest
 	$(MAKE) image-test
 
-# Debian packages for the image (podman, buildah, runc, debootstrap), promtool and wrk.
+# Debian/Ubuntu packages: the image tools (podman, buildah, runc, debootstrap), promtool, wrk, and
+# shellcheck (actionlint checks the workflows' scripts with it).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
-	@command -v podman >/dev/null && command -v buildah >/dev/null && command -v runc >/dev/null \
-	  && command -v debootstrap >/dev/null && command -v promtool >/dev/null && command -v wrk >/dev/null \
-	  || { [ "$$(id -u)" = 0 ] || { echo "install podman buildah runc debootstrap prometheus wrk (needs root)"; exit 1; }; \
-	       apt-get update -qq \
-	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc debootstrap >/dev/null \
-	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus wrk >/dev/null; }
+	@for tool in podman buildah runc debootstrap promtool wrk shellcheck; do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$${missing:-}" ]; then \
+	  $(SUDO) apt-get update -qq \
+	  && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc debootstrap >/dev/null \
+	  && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus wrk shellcheck >/dev/null; \
+	fi
 
 # The serving image, its model pulled from the DVC remote with the credentials in .dvc/config.local.
 # BASE_IMAGE=python:3.11-slim where it can be pulled; the default builds one from Debian packages.
@@ -59,6 +61,15 @@ image: setup system-deps
 # Build against a throwaway S3 server, run the container, check /ready, a prediction and the md5.
 image-test: setup system-deps
 	python -m utilities.image test
+
+# The CML report, locally: metric and param differences against GATE_BASE, the gate, the plots.
+GATE_BASE ?= main
+report: setup
+	python -m utilities.report --base $(GATE_BASE) --out report.md
+
+# Fails, with a table, when a test metric regressed against GATE_BASE beyond params.yaml gate.tolerance.
+gate: setup
+	python -m utilities.gate --base $(GATE_BASE)
 
 bench-pipeline: setup
 	python -m benchmarks.pipeline

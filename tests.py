@@ -295,6 +295,17 @@ def test_gunicorn_serves_predictions_and_aggregates_metrics_across_workers(serve
     assert metric_value(after, "model_info", model_md5=lock_md5()) == 1
 
 
+def test_deployment_smoke_test_passes_on_the_real_server_and_catches_a_wrong_model(server):
+    base, _ = server
+    script = [sys.executable, str(ROOT / "utilities" / "smoke_test.py"), base, "--wait", "10"]
+    passed = subprocess.run([*script, "--expect-md5", lock_md5()], capture_output=True, text=True)
+    assert passed.returncode == 0 and "smoke test passed" in passed.stdout
+    wrong = subprocess.run([*script, "--expect-md5", "0" * 32], capture_output=True, text=True)
+    assert wrong.returncode == 1 and f"/v1/model serves {lock_md5()}, expected {'0' * 32}" in wrong.stderr
+    down = subprocess.run([sys.executable, str(ROOT / "utilities" / "smoke_test.py"), f"http://127.0.0.1:{free_port()}", "--wait", "1"], capture_output=True, text=True)
+    assert down.returncode == 1 and "/ready answered nothing" in down.stderr
+
+
 def test_gunicorn_shuts_down_gracefully_on_sigterm(server):
     _, process = server
     process.send_signal(signal.SIGTERM)
