@@ -211,7 +211,7 @@ class FastPipeline:
         self.numeric_positions: list[int] = []
         self.categorical_positions: list[int] = []
         self.categorical: _CategoricalBlock | None = None
-        numeric_parts = []
+        self.fill = self.shift = self.scale = np.empty(0)
         for name, transformer, columns in preprocess.transformers_:
             if name == "remainder":
                 if transformer != "drop":
@@ -219,16 +219,15 @@ class FastPipeline:
                 continue
             if name == "numeric":
                 self.numeric_positions = [position[c] for c in columns]
-                numeric_parts.append(_numeric_block(transformer, len(columns)))
+                self.fill, self.shift, self.scale = _numeric_block(transformer, len(columns))
             elif name == "categorical":
                 self.categorical_positions = [position[c] for c in columns]
                 self.categorical = _CategoricalBlock(transformer, columns)
             else:
                 raise UnsupportedPipeline(f"transformer {name!r}")
         names = [name for name, *_ in preprocess.transformers_ if name != "remainder"]
-        if names != ["numeric", "categorical"]:
+        if names not in (["numeric", "categorical"], ["numeric"], ["categorical"]):
             raise UnsupportedPipeline(f"transformer order {names}")
-        self.fill, self.shift, self.scale = numeric_parts[0]
         self._fill, self._shift, self._scale = self.fill.tolist(), self.shift.tolist(), self.scale.tolist()
         self.n_numeric = len(self.numeric_positions)
         self.width = self.n_numeric + (len(self.categorical.base) if self.categorical else 0)

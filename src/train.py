@@ -45,13 +45,11 @@ def build_pipeline(spec: FeatureSpec, settings: dict[str, Any]) -> Pipeline:
         encoder = OneHotEncoder(
             handle_unknown="infrequent_if_exist", min_frequency=min_frequency, sparse_output=False, dtype=np.float64
         )
-    preprocess = ColumnTransformer(
-        [
-            ("numeric", numeric, list(spec.numeric)),
-            ("categorical", Pipeline([("impute", impute_category), ("encode", encoder)]), list(spec.categorical)),
-        ],
-        verbose_feature_names_out=False,
-    )
+    blocks = [
+        ("numeric", numeric, list(spec.numeric)),
+        ("categorical", Pipeline([("impute", impute_category), ("encode", encoder)]), list(spec.categorical)),
+    ]
+    preprocess = ColumnTransformer([block for block in blocks if block[2]], verbose_feature_names_out=False)
     if family == "hist_gradient_boosting":
         is_categorical = [False] * len(spec.numeric) + [True] * len(spec.categorical)
         regressor: Any = HistGradientBoostingRegressor(categorical_features=is_categorical, random_state=seed, **hyper)

@@ -1,11 +1,13 @@
 """Model behaviour (directional, invariance, minimum functionality) and the served fast path's
 equivalence with the scikit-learn pipeline, for every model family params.yaml offers."""
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from api.fast_pipeline import FastPipeline
-from src.features import model_frame
+from src.features import FeatureSpec, model_frame
 from src.train import log_space, r2_log, train
 
 RELATIVE_TOLERANCE = 1e-6
@@ -74,3 +76,15 @@ def test_fast_path_equals_sklearn_on_the_whole_test_split(family, prepared, spec
         one_by_one = np.concatenate([fast.predict([row]) for row in rows])
         np.testing.assert_allclose(one_by_one, expected, rtol=RELATIVE_TOLERANCE, atol=0)
         np.testing.assert_allclose(fast.predict(rows), expected, rtol=RELATIVE_TOLERANCE, atol=0)
+
+
+@pytest.mark.parametrize("kept", ["numeric", "categorical"])
+def test_fast_path_with_only_one_kind_of_feature(kept, prepared, params):
+    spec = FeatureSpec.from_params(params["schema"])
+    spec = replace(spec, categorical=()) if kept == "numeric" else replace(spec, numeric=())
+    pipeline, _ = train(prepared[0], spec, {**params["train"], "cv_folds": 2})
+    frame = prepared[1]
+    fast = FastPipeline(pipeline, spec.features)
+    rows = rows_of(frame, spec.features)
+    np.testing.assert_allclose(fast.predict(rows), pipeline.predict(model_frame(frame, spec)), rtol=RELATIVE_TOLERANCE, atol=0)
+    np.testing.assert_allclose(fast.predict(rows[:1]), pipeline.predict(model_frame(frame.head(1), spec)), rtol=RELATIVE_TOLERANCE, atol=0)
