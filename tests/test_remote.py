@@ -112,3 +112,26 @@ def test_wrong_credentials_are_refused_with_the_reason(s3):
     client = s3_client(s3.endpoint, s3.credentials.access_key, "not-the-secret")
     with pytest.raises(S3Unavailable, match="SignatureDoesNotMatch|AccessDenied|InvalidAccessKeyId"):
         object_count(client, "dvc-store")
+
+
+def test_remote_up_and_down_commands(tmp_path):
+    """`make remote-up`/`remote-down` as a developer runs them, on a scratch project and port."""
+    project = scratch_pipeline_repo(tmp_path / "project")
+    state, port = tmp_path / "state", free_port()
+    command = [sys.executable, "-m", "utilities.s3_server"]
+    where = ["--port", str(port), "--state-dir", str(state), "--project", str(project)]
+    up = subprocess.run([*command, "up", *where], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    try:
+        assert up.returncode == 0, up.stderr
+        local = (project / ".dvc" / "config.local").read_text()
+        credentials = json.loads((state / "credentials.json").read_text())
+        assert f"endpointurl = http://127.0.0.1:{port}" in local and credentials["secret_key"] in local
+        assert (state / "credentials.json").stat().st_mode & 0o777 == 0o600
+        assert "config.local" in run("git", "check-ignore", ".dvc/config.local", cwd=project).stdout
+        client = s3_client(f"http://127.0.0.1:{port}", credentials["access_key"], credentials["secret_key"])
+        assert object_count(client, dvc_remote_bucket()[0]) == 0  # the bucket exists, empty
+    finally:
+        down = subprocess.run([*command, "down", *where], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0 and not (state / "weed.pid").exists()
+    with pytest.raises(S3Unavailable, match="cannot connect"):
+        object_count(client, dvc_remote_bucket()[0])

@@ -119,12 +119,12 @@ def configure_dvc_remote(endpoint: str, credentials: Credentials, remote: str = 
         subprocess.run([dvc, "remote", "modify", "--local", remote, key, value], cwd=cwd, check=True)
 
 
-def _saved_credentials() -> Credentials:
-    path = STATE_DIR / "credentials.json"
+def _saved_credentials(state_dir: Path) -> Credentials:
+    path = state_dir / "credentials.json"
     if path.exists():
         return Credentials(**json.loads(path.read_text()))
     credentials = Credentials.generate()
-    STATE_DIR.mkdir(exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(credentials.__dict__))
     path.chmod(0o600)
     return credentials
@@ -135,17 +135,19 @@ def main() -> None:
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--port", type=int, default=int(os.environ.get("S3_PORT", DEFAULT_PORT)))
     parser.add_argument("--bucket", default=os.environ.get("S3_BUCKET", DEFAULT_BUCKET))
+    parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="data, credentials, pid and log")
+    parser.add_argument("--project", type=Path, default=ROOT, help="the DVC project whose config.local to write")
     args = parser.parse_args()
-    server = LocalS3Server(STATE_DIR, args.port, args.bucket, _saved_credentials())
+    server = LocalS3Server(args.state_dir, args.port, args.bucket, _saved_credentials(args.state_dir))
     try:
         if args.action == "down":
             server.stop()
             print("local S3 server stopped")
             return
-        if (STATE_DIR / "weed.pid").exists():
+        if (args.state_dir / "weed.pid").exists():
             server.stop()  # a stale or running one: restart cleanly
         server.start()
-        configure_dvc_remote(server.endpoint, server.credentials)
+        configure_dvc_remote(server.endpoint, server.credentials, cwd=args.project)
     except S3Unavailable as error:
         sys.exit(f"local S3 server: {error}")
     print(f"local S3 server on {server.endpoint}, bucket {args.bucket!r}; credentials in .dvc/config.local")
