@@ -48,7 +48,7 @@ class _CategoricalBlock:
     """Per column: category -> the output cells it sets. Read off the fitted encoder by probing,
     so one-hot, ordinal, infrequent pooling and unknown handling are exactly sklearn's."""
 
-    def __init__(self, transformer: Pipeline, columns: Sequence[str]):
+    def __init__(self, transformer: Pipeline):
         steps = [step for _, step in transformer.steps]
         if len(steps) != 2 or not isinstance(steps[0], SimpleImputer) or steps[0].strategy != "constant":
             raise UnsupportedPipeline(f"categorical steps {steps!r}")
@@ -56,9 +56,7 @@ class _CategoricalBlock:
         encoder = steps[1]
         known = [list(categories) for categories in encoder.categories_]
         base_row = np.array([[categories[0] for categories in known]], dtype=object)
-        base = encoder.transform(base_row)[0]
-        self.base = base
-        self.columns = list(columns)
+        self.base = base = encoder.transform(base_row)[0]
         self.lookups: list[tuple[np.ndarray, dict[str, int], np.ndarray]] = []
         for j, categories in enumerate(known):
             probes = [*categories, UNSEEN]
@@ -222,7 +220,7 @@ class FastPipeline:
                 self.fill, self.shift, self.scale = _numeric_block(transformer, len(columns))
             elif name == "categorical":
                 self.categorical_positions = [position[c] for c in columns]
-                self.categorical = _CategoricalBlock(transformer, columns)
+                self.categorical = _CategoricalBlock(transformer)
             else:
                 raise UnsupportedPipeline(f"transformer {name!r}")
         names = [name for name, *_ in preprocess.transformers_ if name != "remainder"]
