@@ -32,7 +32,8 @@ def load(source: Path, expected_sha256: str | None, destination: Path) -> int:
 def main() -> None:
     data = load_params()["data"]
     rows = load(Path(data["source"]), data.get("sha256"), Path(data["raw"]))
-    print(f"[load] {data['source']} -> {data['raw']}: {rows} rows, checksum verified")
+    checked = "sha256 verified" if data.get("sha256") else "no sha256 pinned in params.yaml"
+    print(f"[load] {data['source']} -> {data['raw']}: {rows} rows, {checked}")
 
 
 if __name__ == "__main__":
