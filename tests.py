@@ -7,20 +7,19 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import schemathesis
-import yaml
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
 from api.main import create_app
 from api.settings import Settings
-from utilities.workspace import ROOT, free_port
+from utilities.ci import model_md5
+from utilities.workspace import ROOT, free_port, wait_ready
 from src.features import model_frame
 
 MODEL_DIR = ROOT / "model"
@@ -30,8 +29,7 @@ MAX_BATCH = 50
 
 
 def lock_md5() -> str:
-    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
-    return {out["path"]: out["md5"] for out in lock["stages"]["export"]["outs"]}["model/model.pkl"]
+    return model_md5(ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -267,18 +265,11 @@ def server():
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     process = subprocess.Popen([str(ROOT / "initializer.sh")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, process.stdout.read()
-        time.sleep(0.1)
-    else:
+    try:
+        wait_ready(f"{base}/ready", process, timeout=30)
+    except RuntimeError as error:
         process.kill()
-        pytest.fail(f"gunicorn not ready within 30 s:\n{process.stdout.read()}")
+        pytest.fail(f"gunicorn not ready: {error}")
     yield base, process
     if process.poll() is None:
         process.kill()

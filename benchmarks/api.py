@@ -19,7 +19,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from utilities.workspace import free_port
+from utilities.workspace import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "model"
@@ -38,20 +38,6 @@ def server_env(port: int) -> dict[str, str]:
         "OMP_NUM_THREADS": "1",
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-metrics-"),
     }
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60.0) -> float:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {process.stdout.read() if process.stdout else ''}")
-        try:
-            if httpx.get(url, timeout=0.5).status_code == 200:
-                return time.perf_counter() - start
-        except httpx.TransportError:
-            pass
-        time.sleep(0.02)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
 @contextmanager

@@ -37,18 +37,27 @@ def changes(repo: Path, base: str) -> dict[str, bool]:
     return {"data": data, "model": model}
 
 
-def dvc_secret(path: Path, remote: str = "storage") -> None:
-    """The build secret: credentials (and the endpoint, when it differs from .dvc/config)."""
+def remote_config(access_key: str, secret_key: str, endpoint: str | None = None, remote: str = "storage") -> str:
+    """A DVC config section with the remote's credentials (and endpoint, when it differs from .dvc/config)."""
+    lines = [f"['remote \"{remote}\"']", f"    access_key_id = {access_key}", f"    secret_access_key = {secret_key}"]
+    if endpoint:
+        lines.append(f"    endpointurl = {endpoint}")
+    return "\n".join(lines) + "\n"
+
+
+def write_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)  # before the secret goes in
+    path.write_text(text)
+
+
+def dvc_secret(path: Path) -> None:
+    """The image build secret, from the environment only."""
     try:
-        lines = [f"['remote \"{remote}\"']", f"    access_key_id = {os.environ['AWS_ACCESS_KEY_ID']}",
-                 f"    secret_access_key = {os.environ['AWS_SECRET_ACCESS_KEY']}"]
+        text = remote_config(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"], os.environ.get("DVC_REMOTE_ENDPOINT"))
     except KeyError as missing:
         sys.exit(f"dvc-secret: {missing.args[0]} is not set")
-    if os.environ.get("DVC_REMOTE_ENDPOINT"):
-        lines.append(f"    endpointurl = {os.environ['DVC_REMOTE_ENDPOINT']}")
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_text("\n".join(lines) + "\n")
+    write_private(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:

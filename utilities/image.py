@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 
 from utilities.bucket import dvc_remote_bucket
+from utilities.ci import model_md5, remote_config, write_private
 from utilities.s3_server import Credentials, LocalS3Server
 from utilities.workspace import ROOT, free_port
 
@@ -78,11 +78,6 @@ def ensure_debian_base(env: dict[str, str]) -> str:
     return DEBIAN_BASE
 
 
-def model_md5() -> str:
-    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
-    return {out["path"]: out["md5"] for out in lock["stages"]["export"]["outs"]}["model/model.pkl"]
-
-
 def git_commit() -> str:
     result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     return result.stdout.strip() or "unknown"
@@ -96,7 +91,7 @@ def build(base_image: str, dvc_secret: Path, env: dict[str, str]) -> None:
         "--secret", f"id=dvc_config,src={dvc_secret}",
         "--build-arg", f"BASE_IMAGE={base_image}",
         "--build-arg", f"GIT_COMMIT={git_commit()}",
-        "--build-arg", f"MODEL_MD5={model_md5()}",
+        "--build-arg", f"MODEL_MD5={model_md5(ROOT)}",
         "-t", IMAGE,
     ]
     if CA_BUNDLE.is_file():  # this machine reaches the package index through its own CA
@@ -113,18 +108,11 @@ def push_model(server: LocalS3Server, workdir: Path) -> Path:
     for name in ("dvc.yaml", "dvc.lock", "params.yaml"):
         shutil.copy(ROOT / name, project / name)
     shutil.copy(ROOT / ".dvc" / "config", project / ".dvc" / "config")
-    remote = (
-        "['remote \"storage\"']\n"
-        f"    endpointurl = {server.endpoint}\n"
-        f"    access_key_id = {server.credentials.access_key}\n"
-        f"    secret_access_key = {server.credentials.secret_key}\n"
-    )
-    local = project / ".dvc" / "config.local"
-    local.write_text(remote + f"[core]\n    no_scm = true\n[cache]\n    dir = {ROOT / '.dvc' / 'cache'}\n")
+    remote = remote_config(server.credentials.access_key, server.credentials.secret_key, server.endpoint)
+    local_settings = f"[core]\n    no_scm = true\n[cache]\n    dir = {ROOT / '.dvc' / 'cache'}\n"
+    write_private(project / ".dvc" / "config.local", remote + local_settings)
     secret = workdir / "dvc_config"
-    secret.write_text(remote)
-    for path in (local, secret):
-        path.chmod(0o600)
+    write_private(secret, remote)
     sh(str(Path(sys.executable).with_name("dvc")), "push", "export", cwd=project)
     return secret
 
@@ -158,16 +146,16 @@ def run_and_check(env: dict[str, str]) -> None:
     inspect = json.loads(sh("podman", "image", "inspect", IMAGE, env=env, capture_output=True, text=True).stdout)[0]
     labels = inspect.get("Labels") or inspect.get("Config", {}).get("Labels") or {}
     problems = []
-    if schema["model_md5"] != model_md5():
-        problems.append(f"/v1/model md5 {schema['model_md5']} != dvc.lock {model_md5()}")
-    if prediction.get("model_version") != model_md5() or not prediction.get("prediction", 0) > 0:
+    if schema["model_md5"] != model_md5(ROOT):
+        problems.append(f"/v1/model md5 {schema['model_md5']} != dvc.lock {model_md5(ROOT)}")
+    if prediction.get("model_version") != model_md5(ROOT) or not prediction.get("prediction", 0) > 0:
         problems.append(f"bad prediction {prediction}")
-    if labels.get("io.github.film-gross.model-md5") != model_md5():
+    if labels.get("io.github.film-gross.model-md5") != model_md5(ROOT):
         problems.append(f"image label model-md5 is {labels.get('io.github.film-gross.model-md5')}")
     if user == "0":
         problems.append("the container runs as root")
     print(f"image {IMAGE}: {inspect['Size'] / 1e6:.0f} MB; ready in {ready_s:.1f} s; prediction {prediction.get('prediction'):.0f} $;"
-          f" model {schema['model_md5']} (dvc.lock {model_md5()}); uid {user}")
+          f" model {schema['model_md5']} (dvc.lock {model_md5(ROOT)}); uid {user}")
     if problems:
         sys.exit("image test failed: " + "; ".join(problems))
     print("image test passed")

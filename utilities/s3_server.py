@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from utilities.bucket import S3Unavailable, ensure_bucket, s3_client
+from utilities.ci import write_private
 from utilities.workspace import ROOT, free_port
 
 STATE_DIR = ROOT / ".s3"  # git-ignored: data, credentials, pid and log of the local server
@@ -60,8 +61,7 @@ class LocalS3Server:
         config = self.state_dir / "s3.json"
         identity = {"name": "dvc", "credentials": [{"accessKey": self.credentials.access_key, "secretKey": self.credentials.secret_key}],
                     "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
-        config.write_text(json.dumps({"identities": [identity]}))
-        config.chmod(0o600)
+        write_private(config, json.dumps({"identities": [identity]}))
         ports = [f"-{flag}={free_port()}" for flag in PORT_FLAGS]
         return [
             weed, "mini", f"-dir={self.state_dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
@@ -125,8 +125,7 @@ def _saved_credentials(state_dir: Path) -> Credentials:
         return Credentials(**json.loads(path.read_text()))
     credentials = Credentials.generate()
     state_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(credentials.__dict__))
-    path.chmod(0o600)
+    write_private(path, json.dumps(credentials.__dict__))
     return credentials
 
 

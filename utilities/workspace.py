@@ -20,6 +20,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60.0) -> float:
+    """Poll url until it answers 200; seconds it took. Fails as soon as process exits."""
+    import time
+
+    import httpx
+
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {process.stdout.read() if process.stdout else ''}")
+        try:
+            if httpx.get(url, timeout=0.5).status_code == 200:
+                return time.perf_counter() - start
+        except httpx.TransportError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"{url} not ready after {timeout} s")
+
+
 def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command with this interpreter's venv first on PATH (so `dvc` is ours)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
