@@ -12,4 +12,4 @@ export PROMETHEUS_MULTIPROC_DIR
 # Parallelism comes from worker processes; native thread pools would only contend with them.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 
-exec gunicorn api.main:app --config api/gunicorn_conf.py
+exec gunicorn "api.main:serve()" --config api/gunicorn_conf.py

@@ -1,5 +1,5 @@
-"""The serving app: `create_app()` builds it from the exported model directory; `app` is what
-gunicorn serves (see initializer.sh)."""
+"""The serving app: `create_app()` builds it from the exported model directory; gunicorn calls
+`serve()` in each worker (see initializer.sh), so importing this module loads no model."""
 
 import logging
 from typing import Any
@@ -117,9 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _default_app() -> FastAPI:
+def serve() -> FastAPI:
+    """The app factory gunicorn runs: logging for the worker, settings from the environment."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return create_app()
-
-
-app = _default_app()
