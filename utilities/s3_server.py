@@ -116,7 +116,8 @@ def configure_dvc_remote(endpoint: str, credentials: Credentials, remote: str = 
     """Credentials go to .dvc/config.local, which DVC keeps out of git; nothing else changes."""
     dvc = shutil.which("dvc", path=str(Path(sys.executable).parent)) or "dvc"
     for key, value in (("endpointurl", endpoint), ("access_key_id", credentials.access_key), ("secret_access_key", credentials.secret_key)):
-        subprocess.run([dvc, "remote", "modify", "--local", remote, key, value], cwd=cwd, check=True)
+        # "--": a generated secret may start with "-" and must not be read as an option.
+        subprocess.run([dvc, "remote", "modify", "--local", remote, key, "--", value], cwd=cwd, check=True)
 
 
 def _saved_credentials(state_dir: Path) -> Credentials:
